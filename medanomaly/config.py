@@ -50,6 +50,7 @@ class DataConfig:
     # CIFAR-10 protocol.
     abnormal_class: str | None = None
     protocol: str = "leave_one_out"  # or "one_vs_rest"
+    normal_class: str | None = None  # the one normal class of "one_vs_rest"
     limit: int | None = None  # training images, stratified subsample
     test_limit: int | None = None  # test images, stratified subsample
     # Fraction of the normal training images held out for validation.
