@@ -1,0 +1,131 @@
+"""Command-line parsing, help, models listing and error reporting."""
+
+import json
+
+import pytest
+
+import medanomaly
+from medanomaly.cli import main
+
+
+def error_lines(text: str) -> list[str]:
+    """Return the stderr lines that are not log records (INFO:, WARNING: ...)."""
+    assert "Traceback" not in text
+    log_prefixes = ("DEBUG:", "INFO:", "WARNING:")
+    return [line for line in text.splitlines() if line.strip() and not line.startswith(log_prefixes)]
+
+
+def test_help_lists_commands(capsys):
+    assert main(["--help"]) == 0
+    output = capsys.readouterr().out
+    for command in ("models", "inspect", "train", "evaluate", "score"):
+        assert command in output
+
+
+@pytest.mark.parametrize("command", ["models", "inspect", "train", "evaluate", "score"])
+def test_subcommand_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    assert f"usage: medanomaly {command}" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"medanomaly {medanomaly.__version__}"
+
+
+def test_models_json(capsys):
+    assert main(["models", "--json", "--image-size", "16", "--channels", "1"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = [row["name"] for row in rows]
+    assert names == ["skipganomaly_pp", "skip_ganomaly", "ganomaly"]
+    assert all(row["ok"] for row in rows)
+    assert all(row["parameters"]["total"] > 0 for row in rows)
+
+
+def test_models_rejected_size(capsys):
+    assert main(["models", "--json", "--image-size", "24"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["skipganomaly_pp"]["ok"]
+    assert not rows["ganomaly"]["ok"]
+
+
+def test_models_table(capsys):
+    assert main(["models"]) == 0
+    assert "skipganomaly_pp" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["train", "--epochs", "abc"], "'abc'"),
+        (["train", "--epochs", "0"], "--epochs"),
+        (["train", "--model", "resnet"], "'resnet'"),
+        (["train", "--manifest", "missing.csv"], "missing.csv"),
+        (["train", "--channels", "2"], "--channels"),
+        (["train", "--preset", "sunset"], "'sunset'"),
+        (["score", "--model", "nothing.pt", "--folder", ".", "--out", "o"], "nothing.pt"),
+        (["score", "--model", "models:/x/1", "--out", "o"], "--dicom-dir"),
+        (["evaluate", "--model", "models:/x/1", "--folder", ".", "--manifest", "a.csv"], "--manifest"),
+        (["inspect", "--folder", "no-such-folder"], "no-such-folder"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_usage_error_one_line(argv, named, capsys):
+    assert main(argv) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert named in lines[0]
+
+
+def test_train_without_data(capsys):
+    assert main(["train", "--epochs", "1"]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert "No training data" in lines[0]
+
+
+def test_train_invalid_size_for_model(tmp_path, capsys):
+    (tmp_path / "train" / "0.normal").mkdir(parents=True)
+    assert main(["train", "--folder", str(tmp_path), "--image-size", "30"]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert "image size 30 is invalid" in lines[0]
+
+
+def test_config_file_invalid_key(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("train:\n  epoch: 3\n")
+    assert main(["train", "--config", str(config)]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert "unknown key(s) ['epoch']" in lines[0]
+
+
+def test_missing_model_reports_store(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    assert main(["score", "--model", "models:/absent/1", "--folder", str(folder), "--out", "out"]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert "models:/absent/1" in lines[0]
+
+
+def test_verbose_shows_traceback(capsys):
+    assert main(["-v", "train", "--epochs", "1"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_verbose_after_subcommand(capsys):
+    assert main(["train", "--epochs", "1", "-v"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_module_entry_point():
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "medanomaly", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0
+    assert completed.stdout.strip() == f"medanomaly {medanomaly.__version__}"
