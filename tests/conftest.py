@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 # Plots are written to files; never open a window.
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -11,6 +12,19 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CIFAR10_TARBALL = SHARED_DATA / "cifar10-jpg.tar.gz"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_torch_thread():
+    """Run the suite's tiny models on one thread.
+
+    Thread start-up costs more than it saves on test-sized tensors, and on a
+    loaded 2-core machine two threads made tiny epochs several times slower.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(autouse=True)
