@@ -185,6 +185,73 @@ def init_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
 
 
 # --------------------------------------------------------------------------
+# Inference
+# --------------------------------------------------------------------------
+
+
+def fold_batch_norm(module: nn.Module) -> int:
+    """Fold eval-mode batch norm into the convolution before it, in place, for inference.
+
+    Applies to every MONAI ``Convolution`` whose ADN block starts with a
+    batch norm that has running statistics. In eval mode that batch norm is
+    a per-channel affine map, so scaling the convolution's weights and
+    replacing its bias gives the same output up to float rounding, without
+    one pass over each feature map. The batch norm becomes ``nn.Identity``.
+    The activation in the same ADN block then runs in place, because its
+    input is a fresh convolution output that nothing else reads.
+
+    The folded module no longer has batch statistics, so it must not be
+    trained or switched back to batch statistics. Fold a copy.
+
+    Returns:
+        The number of folded batch norms.
+    """
+    folded = 0
+    for layer in module.modules():
+        adn = getattr(layer, "adn", None) if isinstance(layer, Convolution) else None
+        if adn is None or len(adn) == 0:
+            continue
+        norm_name, norm = next(iter(adn.named_children()))
+        if not _fold_into_conv(layer.conv, norm):
+            continue
+        setattr(adn, norm_name, nn.Identity())
+        for child in adn.children():
+            if hasattr(child, "inplace"):
+                child.inplace = True
+        folded += 1
+    return folded
+
+
+def _fold_into_conv(conv: nn.Module, norm: nn.Module) -> bool:
+    """Fold ``norm`` into ``conv``; return False when the pair cannot be folded."""
+    if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or norm.training:
+        return False
+    if norm.running_mean is None or norm.running_var is None:
+        return False
+    transposed = isinstance(conv, nn.modules.conv._ConvTransposeNd)
+    if not isinstance(conv, nn.modules.conv._ConvNd) or (transposed and conv.groups != 1):
+        return False
+
+    # Fold in float64, so that rounding adds no more error than the float32 model has.
+    weight = conv.weight.detach()
+    scale = norm.running_var.double().add(norm.eps).rsqrt()
+    shift = -norm.running_mean.double() * scale
+    if norm.affine:
+        scale = scale * norm.weight.detach().double()
+        shift = shift * norm.weight.detach().double() + norm.bias.detach().double()
+    if conv.bias is not None:
+        shift = shift + conv.bias.detach().double() * scale
+
+    # Output channels are dim 0 of a convolution weight and dim 1 of a transposed one.
+    shape = [1] * weight.dim()
+    shape[1 if transposed else 0] = -1
+    with torch.no_grad():
+        conv.weight.copy_(weight.double() * scale.reshape(shape))
+        conv.bias = nn.Parameter(shift.to(weight.dtype), requires_grad=False)
+    return True
+
+
+# --------------------------------------------------------------------------
 # Layers
 # --------------------------------------------------------------------------
 
