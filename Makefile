@@ -18,5 +18,9 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Synthetic head-CT cohort -> train -> register -> score -> AUROC, offline, a few minutes on a CPU.
+demo: $(STAMP)
+	$(BIN)/python pipelines/demo.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info
