@@ -76,6 +76,8 @@ def configure_logging(verbosity: int) -> Callable[[], None]:
     else:
         level, mlflow_level = logging.WARNING, "ERROR"
     package_logger = logging.getLogger("medanomaly")
+    pydicom_logger = logging.getLogger("pydicom.pixels.decoders")
+    previous_pydicom_level = pydicom_logger.level
     handler = logging.StreamHandler(sys.stderr)
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbosity > 0 else "%(levelname)s: %(message)s"
     handler.setFormatter(logging.Formatter(fmt))
@@ -98,6 +100,9 @@ def configure_logging(verbosity: int) -> Callable[[], None]:
         # decoder is missing, then falls back to pydicom; that is expected here.
         logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
+        # pydicom logs a traceback for every decoder plugin that fails. The reader
+        # reports the file and the reason in one line, so the tracebacks wait for -v.
+        pydicom_logger.setLevel(logging.CRITICAL)
     if not sys.stderr.isatty():
         # MLflow draws download progress bars on stderr, which clutter logs and pipes.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -106,6 +111,7 @@ def configure_logging(verbosity: int) -> Callable[[], None]:
         package_logger.removeHandler(handler)
         package_logger.setLevel(previous[0])
         package_logger.propagate = previous[1]
+        pydicom_logger.setLevel(previous_pydicom_level)
         warnings.filters[:] = previous_filters
 
     return restore
@@ -156,3 +162,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         restore_logging()
+
+
+def run_echoed(arguments: list[str]) -> None:
+    """Print a ``medanomaly`` command line, run it in this process, and raise if it fails.
+
+    For scripts that show users the commands they could type themselves.
+
+    Raises:
+        RuntimeError: the command returned a non-zero exit code; its error line
+            has already been printed.
+    """
+    import shlex
+
+    print(f"\n$ medanomaly {shlex.join(arguments)}", flush=True)
+    code = main(arguments)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code != 0:
+        raise RuntimeError(f"`medanomaly {arguments[0]}` failed with exit code {code}; see its error above.")

@@ -129,3 +129,19 @@ def test_module_entry_point():
     )
     assert completed.returncode == 0
     assert completed.stdout.strip() == f"medanomaly {medanomaly.__version__}"
+
+
+@pytest.mark.parametrize("verbosity, shown", [(0, False), (-1, False), (1, True)])
+def test_pydicom_decoder_tracebacks_only_with_verbose(verbosity, shown):
+    import logging
+
+    from medanomaly.cli.main import configure_logging
+
+    decoder_logger = logging.getLogger("pydicom.pixels.decoders.base")
+    before = decoder_logger.isEnabledFor(logging.ERROR)
+    restore = configure_logging(verbosity)
+    try:
+        assert decoder_logger.isEnabledFor(logging.ERROR) is shown
+    finally:
+        restore()
+    assert decoder_logger.isEnabledFor(logging.ERROR) is before
