@@ -191,7 +191,7 @@ def train_and_log(config: Any, run_dir: Path, resume: bool, run_id: str) -> Trai
     """Train inside the active MLflow run and log data, metrics, plots and the model."""
     from medanomaly import tracking
     from medanomaly.data import build_splits
-    from medanomaly.engine import Trainer, make_eval_loader, make_train_loader
+    from medanomaly.engine import Trainer, make_eval_loader, make_train_loader, seed_everything
     from medanomaly.networks import create_model
 
     model_config, data, train = config.model, config.data, config.train
@@ -204,6 +204,9 @@ def train_and_log(config: Any, run_dir: Path, resume: bool, run_id: str) -> Trai
     )
     tracking.log_files([run_dir / "data_summary.json"])
 
+    # The initial weights come from torch's global generator, so seed it first:
+    # the same seed then gives the same run.
+    seed_everything(train.seed)
     model = create_model(
         model_config.name,
         in_channels=model_config.in_channels,

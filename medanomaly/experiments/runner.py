@@ -28,6 +28,7 @@ from medanomaly.engine import (
     make_eval_loader,
     make_train_loader,
     score_loader,
+    seed_everything,
 )
 from medanomaly.experiments.figures import plot_run_curves
 from medanomaly.experiments.profiles import RunSpec
@@ -166,6 +167,9 @@ def _train_and_evaluate(config: Config, run_dir: Path, resume: bool) -> _Outcome
     splits = build_splits(config.data, model_config.image_size, model_config.in_channels)
     if splits.test is None or len(splits.test) == 0:
         raise ValueError(f"{config.data.path}: the CIFAR-10 split has no test images.")
+    # The initial weights come from torch's global generator, so seed it first:
+    # the same seed then gives the same run.
+    seed_everything(train.seed)
     model = create_model(
         model_config.name,
         in_channels=model_config.in_channels,

@@ -223,3 +223,22 @@ def test_score_manifest_with_labels(store, capsys):
 def test_latest_uri_loads_newest_version(store):
     scorer = tracking.load_scorer(f"models:/{REGISTERED}/latest")
     assert scorer.meta["epoch"] in (1, 2)
+
+
+def test_same_seed_same_weights(tmp_path):
+    write_image_folder(tmp_path / "images")
+    (tmp_path / "tiny.yaml").write_text(TINY_CONFIG)
+    weights = []
+    for index in range(2):
+        code = main([
+            "train", "--config", "tiny.yaml", "--folder", "images", "--epochs", "1",
+            "--batch-size", "8", "--image-size", "16", "--channels", "1", "--device", "cpu",
+            "--seed", "3", "--output-dir", f"runs{index}",
+        ])  # fmt: skip
+        assert code == 0
+        (run_dir,) = (tmp_path / f"runs{index}").iterdir()
+        weights.append(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False))
+    first, second = (payload["state_dict"] for payload in weights)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
