@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+def new_file_mode() -> int:
+    """Return the permission bits that ``open`` gives a new file under the current umask.
+
+    ``tempfile.mkstemp`` creates files readable by their owner only, and a rename
+    keeps that, so atomic writers set these bits on the temporary file first.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
@@ -34,6 +45,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, new_file_mode())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from medanomaly.reporting import new_file_mode
+
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.pt"
@@ -45,6 +47,7 @@ def _atomic_file(path: Path, mode: str):
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temp_name, new_file_mode())
         os.replace(temp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

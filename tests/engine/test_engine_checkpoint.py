@@ -71,3 +71,23 @@ def test_load_refuses_pickled_code(tmp_path):
     torch.save({"object": _WriteFailure("x")}, path)
     with pytest.raises(ValueError, match="code.pt"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_files_follow_umask(tmp_path, umask):
+    import os
+    import stat
+
+    from medanomaly import reporting
+
+    previous = os.umask(umask)
+    try:
+        atomic_save({"epoch": 1}, tmp_path / "state.pt")
+        atomic_write_text("[1]", tmp_path / "history.json")
+        reporting.write_text(tmp_path / "summary.txt", "ok")
+        reporting.write_csv(tmp_path / "scores.csv", ["path"], [["a.dcm"]])
+    finally:
+        os.umask(previous)
+    for name in ("state.pt", "history.json", "summary.txt", "scores.csv"):
+        mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
+        assert mode == 0o666 & ~umask, f"{name}: {oct(mode)}"
