@@ -9,6 +9,7 @@ file or one of its folders. :func:`format_summary` writes the closing summary.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import shlex
 import shutil
@@ -118,6 +119,53 @@ def join_scores_with_labels(scores_csv: str | Path, manifest: str | Path) -> Lab
     )
 
 
+def lesion_types_by_file(lesions_json: str | Path) -> dict[Path, set[str]]:
+    """Return ``{resolved DICOM file: lesion types on that slice}`` from a cohort's lesions.json.
+
+    The DICOM writer names each file ``slice-NNN.dcm`` after its 0-based slice
+    index in the volume, which is the index that lesions.json lists.
+    """
+    lesions_json = Path(lesions_json)
+    document = json.loads(lesions_json.read_text(encoding="utf-8"))
+    cohort_dir = lesions_json.resolve().parent
+    types: dict[Path, set[str]] = {}
+    for subject in document["subjects"]:
+        if not subject.get("dicom"):
+            continue
+        series_dir = cohort_dir / subject["dicom"]
+        for lesion in subject["lesions"]:
+            for index in lesion["slices"]:
+                types.setdefault(series_dir / f"slice-{index:03d}.dcm", set()).add(lesion["type"])
+    return types
+
+
+def auroc_by_lesion_type(joined: LabelledScores, lesions_json: str | Path) -> dict[str, dict[str, float]]:
+    """Compute the AUROC of each lesion type: its slices against every normal slice.
+
+    Returns ``{type: {"auroc": value, "slices": count}}``, types in alphabetical order.
+
+    A slice with two lesion types counts for both. Abnormal slices that
+    lesions.json does not describe are left out.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    types = lesion_types_by_file(lesions_json)
+    normal = joined.scores[joined.labels == 0]
+    by_type: dict[str, list[float]] = {}
+    for path, score, label in zip(joined.paths, joined.scores, joined.labels):
+        if label != 1:
+            continue
+        for kind in types.get(Path(path).resolve(), ()):
+            by_type.setdefault(kind, []).append(float(score))
+
+    result = {}
+    for kind, scores in sorted(by_type.items()):
+        labels = np.r_[np.zeros(normal.size), np.ones(len(scores))]
+        auroc = float(roc_auc_score(labels, np.r_[normal, scores])) if normal.size else float("nan")
+        result[kind] = {"auroc": auroc, "slices": len(scores)}
+    return result
+
+
 def mlflow_executable() -> str:
     """Return how to call ``mlflow``: the bare name when it is on PATH, else the path beside Python."""
     beside_python = Path(sys.executable).parent / "mlflow"
@@ -151,6 +199,7 @@ class DemoSummary:
         model_uri: registered model URI that was scored.
         tracking_uri: MLflow store.
         metrics: ``compute_metrics`` output on the joined scores.
+        by_lesion_type: :func:`auroc_by_lesion_type` output.
         seconds: wall-clock seconds per demo step.
     """
 
@@ -161,6 +210,7 @@ class DemoSummary:
     model_uri: str
     tracking_uri: str
     metrics: dict[str, float]
+    by_lesion_type: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,6 +223,7 @@ class DemoSummary:
             "model_uri": self.model_uri,
             "tracking_uri": self.tracking_uri,
             "metrics": {key: float(value) for key, value in self.metrics.items()},
+            "by_lesion_type": self.by_lesion_type,
             "seconds": {key: round(value, 1) for key, value in self.seconds.items()},
         }
 
@@ -196,6 +247,8 @@ def format_summary(summary: DemoSummary, model_name: str, ui_command: str) -> st
         f"  AUROC        {metrics['auroc']:.3f} on {int(metrics['n_normal'])} healthy and "
         f"{int(metrics['n_abnormal'])} lesion slices of held-out subjects",
     ]
+    for kind, values in summary.by_lesion_type.items():
+        lines.append(f"    {kind:<10} {values['auroc']:.3f} on its {int(values['slices'])} slices")
     if "sensitivity" in metrics:
         lines.append(
             f"  at threshold sensitivity {metrics['sensitivity']:.3f}, "

@@ -8,6 +8,7 @@ import pytest
 
 from medanomaly.demo import (
     DemoSummary,
+    auroc_by_lesion_type,
     format_summary,
     join_scores_with_labels,
     mlflow_ui_command,
@@ -58,6 +59,37 @@ def test_join_labels_each_slice(series):
     assert joined.labels.tolist() == [1, 0, 0]
     assert joined.groups == ["sub-002", "sub-001", "sub-001"]
     np.testing.assert_allclose(joined.scores, [0.9, 0.1, 0.2])
+
+
+def test_auroc_per_lesion_type(series):
+    import json
+
+    root, manifest = series
+    lesions = {
+        "subjects": [
+            {"subject": "sub-001", "dicom": "dicom/healthy/sub-001", "lesions": []},
+            {
+                "subject": "sub-002",
+                "dicom": "dicom/abnormal/sub-002",
+                "lesions": [{"type": "infarct", "slices": [0, 1]}, {"type": "haemorrhage", "slices": [1]}],
+            },
+        ]
+    }
+    (root / "lesions.json").write_text(json.dumps(lesions))
+    scores = write_scores(
+        root / "scores.csv",
+        [
+            ("dicom/abnormal/sub-002/slice-000.dcm", 0.15),
+            ("dicom/abnormal/sub-002/slice-001.dcm", 0.9),
+            ("dicom/healthy/sub-001/slice-000.dcm", 0.1),
+            ("dicom/healthy/sub-001/slice-001.dcm", 0.2),
+        ],
+    )
+    by_type = auroc_by_lesion_type(join_scores_with_labels(scores, manifest), root / "lesions.json")
+    assert list(by_type) == ["haemorrhage", "infarct"]
+    assert by_type["haemorrhage"] == {"auroc": 1.0, "slices": 1}
+    # Infarct slices 0.15 and 0.9 against normals 0.1 and 0.2: 3 of 4 pairs ranked right.
+    assert by_type["infarct"] == {"auroc": 0.75, "slices": 2}
 
 
 def test_join_accepts_absolute_paths(series):
