@@ -31,7 +31,15 @@ def _single_torch_thread():
 def _isolated_mlflow(tmp_path, monkeypatch):
     """Keep every test's MLflow store inside its own temporary folder."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # MLflow copies a registry URI into the environment when one is set, so a test
+    # that trains in this process would otherwise leave its store to the next.
+    registry_before = os.environ.get("MLFLOW_REGISTRY_URI")
     monkeypatch.chdir(tmp_path)
+    yield
+    if registry_before is None:
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    else:
+        os.environ["MLFLOW_REGISTRY_URI"] = registry_before
 
 
 @pytest.fixture(scope="session")

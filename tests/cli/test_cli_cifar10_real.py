@@ -31,6 +31,7 @@ def cifar_run(tmp_path_factory, cifar10_tarball):
     previous_threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("MLFLOW_REGISTRY_URI", uri)
         patch.setenv("MEDANOMALY_CACHE_DIR", str(root / "cache"))
         patch.chdir(root)
         torch.set_num_threads(1)
@@ -49,7 +50,7 @@ def test_train_and_evaluate_succeed(cifar_run):
 
 
 def test_registered_version_has_auroc(cifar_run):
-    client = mlflow.MlflowClient(tracking_uri=cifar_run["uri"])
+    client = mlflow.MlflowClient(tracking_uri=cifar_run["uri"], registry_uri=cifar_run["uri"])
     version = client.get_model_version("cifar-frog", "1")
     train_run = client.get_run(version.run_id)
     assert train_run.data.params["data.abnormal_class"] == "frog"
@@ -58,7 +59,7 @@ def test_registered_version_has_auroc(cifar_run):
 
 
 def test_evaluate_logs_auroc_of_registered_model(cifar_run):
-    client = mlflow.MlflowClient(tracking_uri=cifar_run["uri"])
+    client = mlflow.MlflowClient(tracking_uri=cifar_run["uri"], registry_uri=cifar_run["uri"])
     version = client.get_model_version("cifar-frog", "1")
     runs = client.search_runs(
         [client.get_run(version.run_id).info.experiment_id], order_by=["attributes.start_time DESC"]

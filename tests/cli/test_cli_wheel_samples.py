@@ -46,6 +46,7 @@ def run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("wheel")
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{workdir / 'mlflow.db'}")
     monkeypatch.chdir(workdir)
     pipeline = load_pipeline()
     out = workdir / "out"
@@ -91,7 +92,9 @@ def test_nibabel_folder_scored_and_cifti_listed(run):
 
 def test_model_registered_one_channel(run):
     _, workdir, _ = run
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    # Both URIs: a registry URI that another test set globally would win otherwise.
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = client.search_model_versions("name='wheel-mr'")
     assert [int(version.version) for version in versions] == [1]
     run_params = client.get_run(versions[0].run_id).data.params

@@ -123,7 +123,9 @@ def test_demo_prints_summary(demo):
 
 
 def test_demo_registers_versions(demo):
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{demo.workdir / 'mlflow.db'}")
+    uri = f"sqlite:///{demo.workdir / 'mlflow.db'}"
+    # Both URIs: a registry URI that another test set globally would win otherwise.
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = client.search_model_versions(f"name='{MODEL_NAME}'")
     assert sorted(int(version.version) for version in versions) == [1, 2]
     assert all(version.run_id for version in versions)
