@@ -118,7 +118,10 @@ def configure_logging(verbosity: int) -> Callable[[], None]:
 
 
 def _error_line(error: BaseException) -> str:
-    message = " ".join(str(error).split())
+    # Spaces are collapsed within each line; line breaks stay, so a message that
+    # lists several problems (a manifest's bad rows) shows one per line.
+    lines = (" ".join(line.split()) for line in str(error).splitlines())
+    message = "\n  ".join(line for line in lines if line)
     if isinstance(error, KeyError) and error.args:
         message = str(error.args[0])
     if not message:

@@ -7,8 +7,11 @@ user did not give leaves the value from ``--config`` (or the built-in default) i
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 # Data source options: flag -> DataConfig.source.
 DATA_SOURCES = {
@@ -281,9 +284,17 @@ def add_data_source(
 
 
 def data_source(args: argparse.Namespace) -> tuple[str, str] | None:
-    """Return ``(source, path)`` for the data option given, or ``None``."""
+    """Return ``(source, path)`` for the data option given, or ``None``.
+
+    Warns when a CIFAR-10 class option comes with another data source, which ignores it.
+    """
     for name, source in DATA_SOURCES.items():
         value = getattr(args, name, None)
         if value is not None:
+            if source != "cifar10":
+                for option in ("abnormal_class", "normal_class"):
+                    if getattr(args, option, None) is not None:
+                        flag = "--" + option.replace("_", "-")
+                        logger.warning("%s applies to --cifar10 only; ignored for --%s.", flag, name.replace("_", "-"))
             return source, str(Path(value).expanduser())
     return None

@@ -86,11 +86,13 @@ def run(args: argparse.Namespace) -> int:
     """Score the images and write the outputs into ``--out``."""
     from medanomaly.data import build_dataset
 
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (it is created when missing).")
     scorer = common.load_model(args.model_ref, args.device)
     source, path = data_source(args)
     # Labels are optional here: a manifest's label column is kept where rows have one.
     dataset, skipped = build_dataset(source, path, labelled=False, **common.preprocessing(scorer))
-    out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     _report_skipped(out / "skipped.csv", skipped)
     if len(dataset) == 0:

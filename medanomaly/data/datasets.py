@@ -312,11 +312,30 @@ def read_dicom_tree(reader: SampleReader, path: Path) -> ReadResult:
     return result
 
 
+def slice_positions(samples: list[Sample]) -> list[int]:
+    """Return each sample's slice number as a manifest's ``slices`` column counts it.
+
+    Within one file (a volume or a multi-frame file) that is the frame or slice
+    index. When the samples come from several files, as for a DICOM series
+    folder, it is the position within the sample's series, in reader order.
+    """
+    if len({sample.path for sample in samples}) <= 1:
+        return [sample.index for sample in samples]
+    counts: dict[str, int] = {}
+    positions = []
+    for sample in samples:
+        key = sample.series or sample.path
+        positions.append(counts.get(key, 0))
+        counts[key] = positions[-1] + 1
+    return positions
+
+
 def select_slices(result: ReadResult, selection: set[int] | range | None) -> ReadResult:
-    """Keep only the samples whose index is in ``selection`` (all when None)."""
+    """Keep only the samples whose :func:`slice_positions` value is in ``selection`` (all when None)."""
     if selection is None:
         return result
-    selected = [s for s in result.samples if s.index in selection]
+    positions = slice_positions(result.samples)
+    selected = [s for s, position in zip(result.samples, positions) if position in selection]
     return ReadResult(samples=selected, skipped=result.skipped, files_read=result.files_read)
 
 

@@ -264,7 +264,7 @@ def _parse_two_numbers(text: str, usage: str) -> tuple[float, float]:
 def _valid_names() -> str:
     return (
         f"Valid presets: {', '.join(sorted(PRESETS))}, window:WIDTH:LEVEL, "
-        "percentile:LOWER:UPPER, or none for percentile."
+        "percentile:LOWER:UPPER, or leave it empty for the default (percentile)."
     )
 
 

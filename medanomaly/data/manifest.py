@@ -5,7 +5,8 @@ Columns (``data_manifests/README.md`` documents them with examples):
 - ``path`` (required): a file or folder, relative to the manifest's folder or absolute.
 - ``label``: ``normal``/``0`` or ``abnormal``/``1``. Empty means unknown.
 - ``group``: pseudonymous subject id. One group never spans two splits.
-- ``slices``: volume slice or frame selection, ``start:stop`` (stop excluded) or ``3;4;5``.
+- ``slices``: slice selection, ``start:stop`` (stop excluded) or ``3;4;5``: indices in a
+  volume or multi-frame file, positions in series order for a DICOM series folder.
 - ``preset``: intensity preset for DICOM and NIfTI rows.
 
 Row numbers in messages count the header as row 1, as a spreadsheet does, so the
@@ -30,6 +31,7 @@ from medanomaly.data.datasets import (
     log_skipped,
     parse_slice_selection,
     select_slices,
+    slice_positions,
     subset,
 )
 from medanomaly.data.splits import DataSplits, check_fraction, group_holdout
@@ -133,7 +135,8 @@ def _reject(manifest: Path, errors: list[str]) -> None:
     lines = "\n  ".join(listed)
     suffix = f"\n  ... and {more} more rows." if more else ""
     raise ManifestError(
-        f"Invalid manifest {manifest} ({len(errors)} problems):\n  {lines}{suffix}\n"
+        f"Invalid manifest {manifest} ({len(errors)} {'problem' if len(errors) == 1 else 'problems'}):"
+        f"\n  {lines}{suffix}\n"
         f"{_ROW_NOTE} Fix these rows and run again."
     )
 
@@ -219,7 +222,7 @@ def read_rows(
         read = reader.read(row.path, preset=row.preset)
         selected = select_slices(read, row.slices)
         if read.samples and not selected.samples:
-            available = sorted({s.index for s in read.samples})
+            available = sorted(set(slice_positions(read.samples)))
             errors.append(
                 f"row {row.row}: slice selection matches no slice of {row.path}; "
                 f"it has slices {available[0]} to {available[-1]}"

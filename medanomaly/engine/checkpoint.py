@@ -80,8 +80,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for a corrupt or foreign file
+        # torch's own message suggests weights_only=False, which would run code from
+        # the file, so only the error type is passed on.
         raise ValueError(
-            f"{path}: cannot be read as a medanomaly checkpoint ({type(err).__name__}: {err})."
+            f"{path}: not a medanomaly checkpoint ({type(err).__name__}). Pass the best.pt of a "
+            "run folder, the run folder itself, or an MLflow model URI such as models:/NAME/VERSION."
         ) from err
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: expected a checkpoint dictionary, got {type(payload).__name__}.")

@@ -145,3 +145,42 @@ def test_pydicom_decoder_tracebacks_only_with_verbose(verbosity, shown):
     finally:
         restore()
     assert decoder_logger.isEnabledFor(logging.ERROR) is before
+
+
+def test_manifest_problems_one_per_line(tmp_path, capsys):
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("path,label\nmissing-1.png,normal\nmissing-2.png,sick\n")
+    assert main(["inspect", "--manifest", str(manifest)]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert lines[0].endswith("(3 problems):")
+    assert any("row 2" in line and "missing-1.png" in line for line in lines[1:])
+    assert any("row 3" in line and "sick" in line for line in lines[1:])
+
+
+def test_foreign_model_file_named(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    not_a_model = tmp_path / "healthy.csv"
+    not_a_model.write_text("path\na.png\n")
+    code = main(["score", "--model", str(not_a_model), "--folder", str(tmp_path / "images"), "--out", "out"])
+    assert code == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert "not a medanomaly checkpoint" in lines[0]
+    assert "weights_only" not in lines[0]
+
+
+def test_out_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "images").mkdir()
+    model = tmp_path / "best.pt"
+    model.write_bytes(b"")
+    code = main(["score", "--model", str(model), "--folder", str(tmp_path / "images"), "--out", str(tmp_path / "afile")])
+    assert code == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert lines == [f"medanomaly score: error: --out {tmp_path / 'afile'} is a file; give a folder (it is created when missing)."]
+
+
+def test_cifar10_class_ignored_warns(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    main(["inspect", "--folder", str(tmp_path / "images"), "--abnormal-class", "bird"])
+    assert "WARNING: --abnormal-class applies to --cifar10 only; ignored for --folder." in capsys.readouterr().err

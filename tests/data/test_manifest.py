@@ -270,3 +270,24 @@ def test_volume_slices_stay_in_one_split(tmp_path):
     assert len(val_files) == 1
     assert not train_files & val_files
     assert len(splits.val) == 6
+
+
+def test_slice_selection_on_dicom_series(tmp_path):
+    from medanomaly.synthetic import write_cohort
+
+    write_cohort(tmp_path, n_healthy=2, n_test_healthy=1, n_abnormal=1, slices_per_series=6, size=32,
+                 formats=("dicom",))  # fmt: skip
+    manifest = write_manifest(tmp_path / "part.csv", "path,label,slices\ndicom/train/sub-000,normal,2:4\n")
+    dataset, _ = build_dataset("manifest", manifest, 16, 1, labelled=True)
+    names = sorted(sample.path.rsplit("/", 1)[-1] for sample in dataset.samples)
+    assert names == ["slice-002.dcm", "slice-003.dcm"]
+
+
+def test_dicom_series_selection_names_positions(tmp_path):
+    from medanomaly.synthetic import write_cohort
+
+    write_cohort(tmp_path, n_healthy=2, n_test_healthy=1, n_abnormal=1, slices_per_series=6, size=32,
+                 formats=("dicom",))  # fmt: skip
+    manifest = write_manifest(tmp_path / "part.csv", "path,slices\ndicom/train/sub-000,8:9\n")
+    with pytest.raises(ManifestError, match="it has slices 0 to 5"):
+        manifest_splits(manifest, 16, 1)
