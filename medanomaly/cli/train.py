@@ -120,6 +120,11 @@ def _check_config(config: Any) -> None:
         )
     if config.data.source == "cifar10":
         common.check_cifar10_classes(config.data.protocol, config.data.abnormal_class, config.data.normal_class)
+    if config.data.source == "manifest":
+        from medanomaly.data.manifest import read_manifest
+
+        # Check the rows before a run folder and an MLflow run exist; decoding comes later.
+        read_manifest(config.data.path, training=True)
     if config.tracking.register and not config.tracking.log_model:
         raise ValueError(
             "tracking.log_model is false, so there is no MLflow model to register; "

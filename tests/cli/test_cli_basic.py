@@ -184,3 +184,12 @@ def test_cifar10_class_ignored_warns(tmp_path, capsys):
     (tmp_path / "images").mkdir()
     main(["inspect", "--folder", str(tmp_path / "images"), "--abnormal-class", "bird"])
     assert "WARNING: --abnormal-class applies to --cifar10 only; ignored for --folder." in capsys.readouterr().err
+
+
+def test_rejected_manifest_starts_no_run(tmp_path, capsys):
+    manifest = tmp_path / "train.csv"
+    manifest.write_text("path,label\nmissing.png,abnormal\n")
+    assert main(["train", "--manifest", str(manifest), "--output-dir", str(tmp_path / "runs")]) == 1
+    assert "row 2" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "mlflow.db").exists()
