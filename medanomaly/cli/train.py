@@ -120,11 +120,6 @@ def _check_config(config: Any) -> None:
         )
     if config.data.source == "cifar10":
         common.check_cifar10_classes(config.data.protocol, config.data.abnormal_class, config.data.normal_class)
-    if config.data.source == "manifest":
-        from medanomaly.data.manifest import read_manifest
-
-        # Check the rows before a run folder and an MLflow run exist; decoding comes later.
-        read_manifest(config.data.path, training=True)
     if config.tracking.register and not config.tracking.log_model:
         raise ValueError(
             "tracking.log_model is false, so there is no MLflow model to register; "
@@ -174,6 +169,11 @@ def run(args: argparse.Namespace) -> int:
     from medanomaly import tracking
 
     config = resolve_config(args)
+    if config.data.source == "manifest":
+        from medanomaly.data.manifest import read_manifest
+
+        # Check the rows before a run folder and an MLflow run exist; decoding comes later.
+        read_manifest(config.data.path, training=True)
     resume = args.resume is not None
     run_dir = Path(args.resume) if resume else new_run_dir(config.train.output_dir, config.model.name)
     run_dir.mkdir(parents=True, exist_ok=True)
