@@ -135,11 +135,15 @@ def list_files(path: Path) -> list[Path]:
 
 
 def log_skipped(log: logging.Logger, skipped: list[SkippedFile]) -> None:
-    """Log each skipped file at WARNING, the first ones by name and the rest as a count."""
+    """Log each skipped file at DEBUG, the first ones by name and the rest as a count.
+
+    DEBUG because the dataset layer above reports the same files once per data
+    source at WARNING, and ``LoadResult.skipped`` lists them for direct callers.
+    """
     for item in skipped[:_SKIPPED_LOG_LIMIT]:
-        log.warning("Skipped %s: %s", item.path, item.reason)
+        log.debug("Skipped %s: %s", item.path, item.reason)
     if len(skipped) > _SKIPPED_LOG_LIMIT:
-        log.warning(
+        log.debug(
             "Skipped %d more files; LoadResult.skipped lists every path and reason.",
             len(skipped) - _SKIPPED_LOG_LIMIT,
         )

@@ -331,7 +331,7 @@ def test_bad_files_skipped_batch_goes_on(tmp_path, caplog):
     (tmp_path / "notes.txt").write_text("not an image\n")
     (tmp_path / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
 
-    with caplog.at_level(logging.INFO, logger="medanomaly.data.dicom"):
+    with caplog.at_level(logging.DEBUG, logger="medanomaly.data.dicom"):
         result = load_dicom(tmp_path)
 
     reasons = {Path(item.path).name: item.reason for item in result.skipped}
