@@ -196,8 +196,7 @@ def train_and_log(config: Any, run_dir: Path, resume: bool, run_id: str) -> Trai
     """Train inside the active MLflow run and log data, metrics, plots and the model."""
     from medanomaly import tracking
     from medanomaly.data import build_splits
-    from medanomaly.engine import Trainer, make_eval_loader, make_train_loader, seed_everything
-    from medanomaly.networks import create_model
+    from medanomaly.engine import Trainer, build_model, make_eval_loader, make_train_loader
 
     model_config, data, train = config.model, config.data, config.train
     tracking.log_config(config)
@@ -209,16 +208,7 @@ def train_and_log(config: Any, run_dir: Path, resume: bool, run_id: str) -> Trai
     )
     tracking.log_files([run_dir / "data_summary.json"])
 
-    # The initial weights come from torch's global generator, so seed it first:
-    # the same seed then gives the same run.
-    seed_everything(train.seed)
-    model = create_model(
-        model_config.name,
-        in_channels=model_config.in_channels,
-        image_size=model_config.image_size,
-        generator=model_config.generator,
-        discriminator=model_config.discriminator,
-    )
+    model = build_model(config)
     train_loader = make_train_loader(splits.train, train.batch_size, train.seed, data.num_workers)
     val_loader = make_eval_loader(splits.val, train.batch_size, data.num_workers)
     result = Trainer(config, callbacks=[tracking.EpochLogger()]).fit(

@@ -224,6 +224,23 @@ def make_eval_loader(
     return make_loader(dataset, batch_size, False, 0, num_workers, False, pin_memory)
 
 
+def build_model(config: Config) -> nn.Module:
+    """Build the networks of ``config.model`` with initial weights drawn from ``config.train.seed``.
+
+    The weights come from torch's global generator, so it is seeded first and
+    the same seed gives the same run.
+    """
+    seed_everything(config.train.seed)
+    model_config = config.model
+    return create_model(
+        model_config.name,
+        in_channels=model_config.in_channels,
+        image_size=model_config.image_size,
+        generator=model_config.generator,
+        discriminator=model_config.discriminator,
+    )
+
+
 def make_run_dir(output_dir: str | Path, model_name: str, run_id: str | None = None) -> Path:
     """Return ``output_dir / run_id``; the default run id is the model name and the local time."""
     run_id = run_id or f"{model_name}-{datetime.now():%Y%m%d-%H%M%S}"

@@ -24,17 +24,16 @@ from medanomaly.data import build_splits
 from medanomaly.engine import (
     LAST_CHECKPOINT,
     Trainer,
+    build_model,
     compute_metrics,
     make_eval_loader,
     make_train_loader,
     score_loader,
-    seed_everything,
 )
 from medanomaly.experiments.figures import plot_run_curves
 from medanomaly.experiments.profiles import RunSpec
 from medanomaly.experiments.protocol import PAPER_BATCH_SIZE, PROTOCOLS, PaperProtocolCallback
 from medanomaly.experiments.records import RECORD_SCHEMA_VERSION, record_path, write_record
-from medanomaly.networks import create_model
 
 logger = logging.getLogger(__name__)
 
@@ -167,16 +166,7 @@ def _train_and_evaluate(config: Config, run_dir: Path, resume: bool) -> _Outcome
     splits = build_splits(config.data, model_config.image_size, model_config.in_channels)
     if splits.test is None or len(splits.test) == 0:
         raise ValueError(f"{config.data.path}: the CIFAR-10 split has no test images.")
-    # The initial weights come from torch's global generator, so seed it first:
-    # the same seed then gives the same run.
-    seed_everything(train.seed)
-    model = create_model(
-        model_config.name,
-        in_channels=model_config.in_channels,
-        image_size=model_config.image_size,
-        generator=model_config.generator,
-        discriminator=model_config.discriminator,
-    )
+    model = build_model(config)
     # NOTE: the CIFAR-10 Python release interleaves classes in its test batch. An
     # image tree is sorted by class and its original order is unknown, so a seeded
     # shuffle within each label replaces it. Batch-norm-train scores depend on it.

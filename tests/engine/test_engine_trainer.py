@@ -328,3 +328,15 @@ def test_logs_device_and_split_sizes(tmp_path, caplog):
         Trainer(config).fit(build_model(config), train, val, run_dir=tmp_path / "run")
     assert "on cpu" in caplog.text
     assert "32 training and 24 validation images" in caplog.text
+
+
+def test_build_model_follows_seed():
+    from medanomaly.engine import build_model as build_seeded_model
+
+    first = build_seeded_model(make_config(seed=5)).state_dict()
+    torch.manual_seed(123)  # the global generator's state before the call must not matter
+    second = build_seeded_model(make_config(seed=5)).state_dict()
+    other = build_seeded_model(make_config(seed=6)).state_dict()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    assert any(not torch.equal(first[key], other[key]) for key in first)
