@@ -91,6 +91,7 @@ def median_score(scores_csv: Path) -> float:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the pipeline's command line."""
     parser = argparse.ArgumentParser(
         description="Train on the nibabel wheel's MR volumes and score the pydicom and nibabel sample files."
     )

@@ -7,7 +7,6 @@ on 300 training images for one epoch with narrow networks, then
 
 import mlflow
 import pytest
-import torch
 
 from medanomaly.cli import main
 
@@ -28,20 +27,17 @@ def cifar_run(tmp_path_factory, cifar10_tarball):
     root = tmp_path_factory.mktemp("cifar-frog")
     (root / "narrow.yaml").write_text(NARROW_CONFIG)
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous_threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.setenv("MLFLOW_REGISTRY_URI", uri)
         patch.setenv("MEDANOMALY_CACHE_DIR", str(root / "cache"))
         patch.chdir(root)
-        torch.set_num_threads(1)
         data = ["--cifar10", str(cifar10_tarball), "--abnormal-class", "frog", "--test-limit", "300"]
         train_code = main([
             "train", "--config", "narrow.yaml", *data, "--limit", "300", "--epochs", "1",
             "--batch-size", "32", "--device", "cpu", "--register", "cifar-frog", "--output-dir", "runs",
         ])  # fmt: skip
         evaluate_code = main(["evaluate", "--model", "models:/cifar-frog/1", *data, "--device", "cpu"])
-        torch.set_num_threads(previous_threads)
     return {"root": root, "uri": uri, "codes": (train_code, evaluate_code)}
 
 
