@@ -28,9 +28,22 @@ def new_file_mode() -> int:
     ``tempfile.mkstemp`` creates files readable by their owner only, and a rename
     keeps that, so atomic writers set these bits on the temporary file first.
     """
-    umask = os.umask(0)
+    return 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    # Linux reports the umask in /proc. Elsewhere it can only be read by setting it,
+    # which changes it for every thread for a moment, so the moment uses a strict mask.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o077)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 @contextlib.contextmanager
