@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from medanomaly.config import TrainConfig
@@ -361,6 +362,55 @@ def time_against_peak(
 
 
 # --------------------------------------------------------------------------
+# Convolutions alone
+# --------------------------------------------------------------------------
+
+CONVOLUTION_OPS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default)
+
+
+def _stand_in(value: Any) -> Any:
+    # A tensor of the same shape, strides, dtype and device with fresh values;
+    # other arguments (padding, output mask, ...) as they were.
+    if isinstance(value, torch.Tensor):
+        stand_in = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device=value.device)
+        return stand_in.normal_() if stand_in.is_floating_point() else stand_in.zero_()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_stand_in(item) for item in value)
+    return value
+
+
+class ConvolutionRecorder(TorchDispatchMode):
+    """Record every convolution, forward and backward, of the code run under it.
+
+    Each call is kept with stand-in tensors of the same shapes, strides and
+    dtypes, so that :meth:`replay` runs the same convolution kernels with
+    nothing else between them. Timing the replay gives the time a step
+    would take if everything but its convolutions cost nothing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Any, tuple, dict]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in CONVOLUTION_OPS:
+            self.calls.append((func, _stand_in(args), _stand_in(kwargs)))
+        return func(*args, **kwargs)
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of recorded forward and backward convolutions."""
+        backward = sum(func is torch.ops.aten.convolution_backward.default for func, _, _ in self.calls)
+        return {"forward": len(self.calls) - backward, "backward": backward}
+
+    def replay(self) -> None:
+        """Run every recorded convolution once, in the recorded order."""
+        with torch.no_grad():
+            for func, args, kwargs in self.calls:
+                func(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------
 # Training and scoring
 # --------------------------------------------------------------------------
 
@@ -422,18 +472,30 @@ def make_batch(
     return x.to(device=device, memory_format=memory_format(channels_last))
 
 
-def count_train_step_flops(setup: TrainingSetup, x: torch.Tensor) -> int:
-    """Count the FLOPs of one training step on ``x``.
+def shadow_setup(setup: TrainingSetup) -> TrainingSetup:
+    """Return a copy of ``setup`` with its own model and optimisers.
 
-    The step runs on a copy of the model and of the optimisers, so the
-    measured model is unchanged.
+    A step on the copy leaves the measured model unchanged.
     """
     model = copy.deepcopy(setup.model)
     optimizer_g, optimizer_d = make_optimizers(model, setup.config)
-    shadow = TrainingSetup(model, setup.config, optimizer_g, optimizer_d, setup.scaler, setup.use_amp)
+    return TrainingSetup(model, setup.config, optimizer_g, optimizer_d, setup.scaler, setup.use_amp)
+
+
+def count_train_step_flops(setup: TrainingSetup, x: torch.Tensor) -> int:
+    """Count the FLOPs of one training step on ``x``, run on a copy of the model."""
+    shadow = shadow_setup(setup)
     with FlopCounterMode(display=False) as counter:
         shadow.step(x)
     return int(counter.get_total_flops())
+
+
+def record_train_step_convolutions(setup: TrainingSetup, x: torch.Tensor) -> ConvolutionRecorder:
+    """Record the convolutions of one training step on ``x``, run on a copy of the model."""
+    shadow = shadow_setup(setup)
+    with ConvolutionRecorder() as recorder:
+        shadow.step(x)
+    return recorder
 
 
 def count_scoring_flops(scorer: AnomalyScorer, x: torch.Tensor) -> int:
@@ -487,6 +549,16 @@ def run_case(
     train_flops = count_train_step_flops(setup, x)
     train = time_against_peak(lambda: setup.step(x), peak_train, case.batch_size, train_flops, warmup, steps)
     train["gflop_per_image"] = train_flops / case.batch_size / 1e9
+    # The same step's convolutions alone: the fraction the step would reach
+    # if batch norm, activations, copies and the optimiser cost nothing.
+    recorder = record_train_step_convolutions(setup, x)
+    convolutions = time_against_peak(
+        recorder.replay, peak_train, case.batch_size, train_flops, min(warmup, 1), steps
+    )
+    convolutions["calls"] = recorder.counts()
+    convolutions["share_of_step"] = convolutions["best_s"] / train["best_s"]
+    train["convolutions_only"] = convolutions
+    del recorder
     train_rss = peak_rss_mib()
 
     # The scorer wraps the trained model: it switches it to eval mode and freezes it.
@@ -936,7 +1008,7 @@ def _format_columns(rows: list[tuple[str, ...]]) -> list[str]:
 
 def _format_cases(cases: list[dict[str, Any]]) -> list[str]:
     header = ("configuration", "train img/s", "train GFLOP/s", "train % peak (med)",
-              "score img/s", "score GFLOP/s", "score % peak (med)", "peak GFLOP/s", "peak RSS MiB")
+              "train convs alone % peak", "score img/s", "score GFLOP/s", "score % peak (med)", "peak GFLOP/s", "peak RSS MiB")
     rows = [header]
     for case in cases:
         train, score = case["train"], case["score"]
@@ -945,6 +1017,7 @@ def _format_cases(cases: list[dict[str, Any]]) -> list[str]:
             f"{train['images_per_s']:.1f}",
             f"{train['gflops_per_s']:.1f}",
             f"{train['peak_fraction']:.0%} ({train['peak_fraction_median']:.0%})",
+            _format_convolutions(train),
             f"{score['images_per_s']:.1f}",
             f"{score['gflops_per_s']:.1f}",
             f"{score['peak_fraction']:.0%} ({score['peak_fraction_median']:.0%})",
@@ -953,6 +1026,10 @@ def _format_cases(cases: list[dict[str, Any]]) -> list[str]:
         ))
     lines = _format_columns(rows)
     lines.append("")
+    lines.append(
+        "'train convs alone': the step's convolutions, forward and backward, replayed with "
+        "nothing between them; the step would reach this fraction if the rest cost nothing."
+    )
     lines.append("Images/s are the best timed repeat. Medians, and FLOPs counted by FlopCounterMode:")
     for case in cases:
         train, score = case["train"], case["score"]
@@ -962,6 +1039,13 @@ def _format_cases(cases: list[dict[str, Any]]) -> list[str]:
             f"train step {train['gflop_per_image']:.3f}, score {score['gflop_per_image']:.3f}"
         )
     return lines
+
+
+def _format_convolutions(train: dict[str, Any]) -> str:
+    convolutions = train.get("convolutions_only")
+    if not convolutions:
+        return "-"
+    return f"{convolutions['peak_fraction']:.0%} ({convolutions['share_of_step']:.0%} of step)"
 
 
 def format_report(result: dict[str, Any]) -> str:

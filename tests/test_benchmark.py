@@ -85,6 +85,54 @@ def test_flop_count_leaves_model_unchanged():
         assert torch.equal(old, new)
 
 
+def _tensor_layouts(calls):
+    return [
+        [(tuple(arg.shape), arg.stride()) for arg in args if isinstance(arg, torch.Tensor)]
+        for _, args, _ in calls
+    ]
+
+
+def test_recorder_counts_step_convolutions(monkeypatch):
+    model = benchmark.create_model("skipganomaly_pp", in_channels=1, image_size=16)
+    setup = benchmark.make_training_setup(model, torch.device("cpu"))
+    x = benchmark.make_batch(2, 1, 16, torch.device("cpu"), channels_last=True)
+    # nn.Conv2d and the ASPP centre-tap branches both call F.conv2d.
+    forward_calls = []
+    conv2d = torch.nn.functional.conv2d
+
+    def counting_conv2d(*args, **kwargs):
+        forward_calls.append(1)
+        return conv2d(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", counting_conv2d)
+    with benchmark.ConvolutionRecorder() as recorder:
+        setup.step(x)
+    monkeypatch.undo()
+    # Every convolution of G and of the three D passes runs forward once and
+    # backward once: D(x) and D(fake.detach()) in the D update, D(fake) in the G update.
+    assert recorder.counts() == {"forward": len(forward_calls), "backward": len(forward_calls)}
+
+    # The replay runs the same kernels: the same shapes and strides in the same order.
+    with benchmark.ConvolutionRecorder() as replayed:
+        recorder.replay()
+    assert [func for func, _, _ in replayed.calls] == [func for func, _, _ in recorder.calls]
+    assert _tensor_layouts(replayed.calls) == _tensor_layouts(recorder.calls)
+    # The stand-ins keep the channels-last layout of the step.
+    inputs = [args[0] for func, args, _ in recorder.calls if func is torch.ops.aten.convolution.default]
+    assert any(
+        tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous()
+        for tensor in inputs
+    )
+
+
+def test_case_result_convolutions_alone(tiny_result):
+    convolutions = tiny_result["train"]["convolutions_only"]
+    assert convolutions["calls"]["forward"] > 0
+    assert convolutions["calls"]["backward"] == convolutions["calls"]["forward"]
+    assert convolutions["peak_fraction"] > 0
+    assert convolutions["share_of_step"] > 0
+
+
 def test_run_case_rejects_zero_steps():
     with pytest.raises(ValueError, match="steps"):
         benchmark.run_case(TINY_CASE, steps=0)
@@ -95,6 +143,7 @@ def test_report_lists_targets(tiny_result):
     result["targets"] = benchmark.check_targets(result)
     report = benchmark.format_report(result)
     assert TINY_CASE.label in report
+    assert "convs alone" in report
     assert "set by --threads" in report
     assert len(result["targets"]) == 2
     assert json.loads(json.dumps(result)) == result
