@@ -60,6 +60,7 @@ from medanomaly.config import TrainConfig
 from medanomaly.engine.device import (
     amp_enabled,
     autocast,
+    cpu_model,
     make_grad_scaler,
     memory_format,
     resolve_device,
@@ -119,18 +120,6 @@ def default_cases(quick: bool = False) -> tuple[BenchmarkCase, ...]:
 # --------------------------------------------------------------------------
 # Machine and memory
 # --------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo, or the platform's processor string."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_info(device: torch.device | None = None, threads: int | None = None) -> dict[str, Any]:

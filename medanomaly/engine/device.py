@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -48,6 +49,25 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"Unsupported device {spec!r}; use 'auto', 'cpu' or 'cuda[:N]'.")
     return device
+
+
+def cpu_model() -> str:
+    """Return the CPU model name from /proc/cpuinfo, or the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def processor_name(device: torch.device) -> str:
+    """Return the GPU name for a CUDA device, otherwise the CPU model name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
 
 
 def amp_enabled(device: torch.device, requested: bool) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -139,13 +140,26 @@ def _describe_profile(records: Sequence[Mapping[str, Any]]) -> list[str]:
         for record in records
         if record["environment"].get("load_average_at_start") is not None
     ]
-    hardware = f"- Hardware: {', '.join(devices)}, torch threads {', '.join(map(str, threads))}"
+    hardware = f"- Hardware: {', '.join(devices)}"
+    # Records written before the processor was recorded have no such field.
+    processors = Counter(record["environment"].get("processor") for record in records)
+    unrecorded = processors.pop(None, 0)
+    if processors:
+        named = [f"{name} ({_runs(count)})" for name, count in sorted(processors.items())]
+        if unrecorded:
+            named.append(f"not recorded for {_runs(unrecorded)}")
+        hardware += f" ({'; '.join(named)})"
+    hardware += f", torch threads {', '.join(map(str, threads))}"
     if loads:
         hardware += f", load average at start {min(loads):.1f} to {max(loads):.1f}"
     lines.append(
         hardware + f"; {min(minutes):.1f} to {max(minutes):.1f} min per run, both protocols included."
     )
     return lines
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
 
 
 def _results_table(rows: Sequence[TableRow]) -> list[str]:

@@ -30,6 +30,7 @@ from medanomaly.engine import (
     make_train_loader,
     score_loader,
 )
+from medanomaly.engine.device import processor_name
 from medanomaly.experiments.figures import plot_run_curves
 from medanomaly.experiments.profiles import RunSpec
 from medanomaly.experiments.protocol import PAPER_BATCH_SIZE, PROTOCOLS, PaperProtocolCallback
@@ -292,6 +293,7 @@ def _make_record(
         },
         "environment": {
             "device": str(outcome.fit.scorer.device),
+            "processor": processor_name(outcome.fit.scorer.device),
             "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
             "load_average_at_start": load_at_start,

@@ -174,6 +174,27 @@ def test_report_markdown_shows_spread(tmp_path):
     assert "| 0.600 ± 0.141 | 0.800 ± 0.141 | +0.200 | 0, 1 |" in page
 
 
+def test_report_names_processors(tmp_path):
+    records_dir = tmp_path / "runs"
+    old = make_record(seed=0)
+    new = make_record(seed=1)
+    newer = make_record(seed=2)
+    new["environment"]["processor"] = "CPU A"
+    newer["environment"]["processor"] = "CPU A"
+    for name, record in (("a", old), ("b", new), ("c", newer)):
+        write_record(records_dir / f"{name}.json", record)
+    write_report(records_dir, tmp_path)
+    page = (tmp_path / "table1.md").read_text()
+    assert "- Hardware: cpu (CPU A (2 runs); not recorded for 1 run), torch threads 2" in page
+
+
+def test_report_without_processors_omits_them(tmp_path):
+    write_record(tmp_path / "runs" / "a.json", make_record())
+    write_report(tmp_path / "runs", tmp_path)
+    page = (tmp_path / "table1.md").read_text()
+    assert "- Hardware: cpu, torch threads 2" in page
+
+
 def test_report_without_records_raises(tmp_path):
     with pytest.raises(ValueError, match="No run records"):
         write_report(tmp_path / "runs", tmp_path)

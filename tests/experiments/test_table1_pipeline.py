@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from medanomaly.data import CIFAR10_CLASSES
+from medanomaly.engine.device import cpu_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_PER_CLASS = 10  # 2 per class in each of the 5 training batches
@@ -192,6 +193,12 @@ def test_record_has_both_curves(sweep):
     assert all(0.0 <= row["paper_auroc"] <= 1.0 for row in record["epochs"])
     assert all(0.0 <= row["eval_auroc"] <= 1.0 for row in record["epochs"])
     assert record["data"]["train_images"] + record["data"]["val_images"] == 36
+
+
+@pytest.mark.slow
+def test_record_names_processor(sweep):
+    record = read_record(sweep, RECORD_NAMES[-1])
+    assert record["environment"]["processor"] == cpu_model()
 
 
 @pytest.mark.slow
