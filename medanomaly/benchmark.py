@@ -13,7 +13,12 @@ Each configuration (a :class:`BenchmarkCase`) is measured for:
   step and one scoring batch. It counts a multiply-add as 2 FLOPs and counts
   only convolutions and matrix products. The practical peak is the speed of a
   large fp32 3x3 convolution (:data:`PEAK_CONV_SHAPE`) timed in the same
-  process, so the fraction means the same on any machine.
+  process, so the fraction means the same on any machine;
+- the same fraction for the convolutions alone: every convolution of a
+  training step or scoring batch is recorded (:class:`ConvolutionRecorder`)
+  and replayed with nothing between the calls. This is the fraction the step
+  or batch would reach if batch norm, activations, copies and the optimiser
+  cost nothing.
 
 Each timed step or batch is followed by a block of peak convolutions of
 about the same duration (:func:`time_against_peak`), so that both see the
@@ -354,7 +359,13 @@ def time_against_peak(
 # Convolutions alone
 # --------------------------------------------------------------------------
 
-CONVOLUTION_OPS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default)
+# Under inference mode, conv2d reaches the dispatcher as itself. With autograd
+# on, it decomposes into ``convolution`` first.
+CONVOLUTION_OPS = (
+    torch.ops.aten.convolution.default,
+    torch.ops.aten.conv2d.default,
+    torch.ops.aten.convolution_backward.default,
+)
 
 
 def _stand_in(value: Any) -> Any:
@@ -487,6 +498,27 @@ def record_train_step_convolutions(setup: TrainingSetup, x: torch.Tensor) -> Con
     return recorder
 
 
+def time_convolutions_alone(
+    recorder: ConvolutionRecorder,
+    measured: dict[str, Any],
+    peak: PeakConvolution,
+    items: int,
+    flops: float,
+    warmup: int,
+    repeats: int,
+) -> dict[str, Any]:
+    """Time the recorded convolutions against the peak, as :func:`time_against_peak` does.
+
+    ``flops`` are those of the whole measured call, so ``peak_fraction`` is
+    the fraction that call would reach if its other operations cost nothing.
+    ``share_of_time`` is the replay's best time over the best time in ``measured``.
+    """
+    convolutions = time_against_peak(recorder.replay, peak, items, flops, min(warmup, 1), repeats)
+    convolutions["calls"] = recorder.counts()
+    convolutions["share_of_time"] = convolutions["best_s"] / measured["best_s"]
+    return convolutions
+
+
 def count_scoring_flops(scorer: AnomalyScorer, x: torch.Tensor) -> int:
     """Count the FLOPs of scoring one batch with ``scorer``."""
     with FlopCounterMode(display=False) as counter:
@@ -540,14 +572,9 @@ def run_case(
     train["gflop_per_image"] = train_flops / case.batch_size / 1e9
     # The same step's convolutions alone: the fraction the step would reach
     # if batch norm, activations, copies and the optimiser cost nothing.
-    recorder = record_train_step_convolutions(setup, x)
-    convolutions = time_against_peak(
-        recorder.replay, peak_train, case.batch_size, train_flops, min(warmup, 1), steps
+    train["convolutions_only"] = time_convolutions_alone(
+        record_train_step_convolutions(setup, x), train, peak_train, case.batch_size, train_flops, warmup, steps
     )
-    convolutions["calls"] = recorder.counts()
-    convolutions["share_of_step"] = convolutions["best_s"] / train["best_s"]
-    train["convolutions_only"] = convolutions
-    del recorder
     train_rss = peak_rss_mib()
 
     # The scorer wraps the trained model: it switches it to eval mode and freezes it.
@@ -559,6 +586,11 @@ def run_case(
         lambda: scorer(x), peak_score, case.batch_size, score_flops, max(warmup, 1), score_repeats
     )
     score["gflop_per_image"] = score_flops / case.batch_size / 1e9
+    with ConvolutionRecorder() as recorder:
+        scorer(x)
+    score["convolutions_only"] = time_convolutions_alone(
+        recorder, score, peak_score, case.batch_size, score_flops, warmup, score_repeats
+    )
 
     result: dict[str, Any] = {
         "case": asdict(case),
@@ -997,7 +1029,8 @@ def _format_columns(rows: list[tuple[str, ...]]) -> list[str]:
 
 def _format_cases(cases: list[dict[str, Any]]) -> list[str]:
     header = ("configuration", "train img/s", "train GFLOP/s", "train % peak (med)",
-              "train convs alone % peak", "score img/s", "score GFLOP/s", "score % peak (med)", "peak GFLOP/s", "peak RSS MiB")
+              "train convs alone % peak", "score img/s", "score GFLOP/s", "score % peak (med)",
+              "score convs alone % peak", "peak GFLOP/s", "peak RSS MiB")
     rows = [header]
     for case in cases:
         train, score = case["train"], case["score"]
@@ -1010,14 +1043,16 @@ def _format_cases(cases: list[dict[str, Any]]) -> list[str]:
             f"{score['images_per_s']:.1f}",
             f"{score['gflops_per_s']:.1f}",
             f"{score['peak_fraction']:.0%} ({score['peak_fraction_median']:.0%})",
+            _format_convolutions(score),
             f"{case['peak']['gflops_per_s']:.1f}",
             f"{case['memory']['peak_rss_mib']:.0f}",
         ))
     lines = _format_columns(rows)
     lines.append("")
     lines.append(
-        "'train convs alone': the step's convolutions, forward and backward, replayed with "
-        "nothing between them; the step would reach this fraction if the rest cost nothing."
+        "'convs alone': the convolutions of a training step (forward and backward) or of a "
+        "scoring batch, replayed with nothing between them. The step or batch would reach this "
+        "fraction of the peak if the rest cost nothing; in brackets, the replay's share of its time."
     )
     lines.append("Images/s are the best timed repeat. Medians, and FLOPs counted by FlopCounterMode:")
     for case in cases:
@@ -1030,11 +1065,11 @@ def _format_cases(cases: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _format_convolutions(train: dict[str, Any]) -> str:
-    convolutions = train.get("convolutions_only")
+def _format_convolutions(phase: dict[str, Any]) -> str:
+    convolutions = phase.get("convolutions_only")
     if not convolutions:
         return "-"
-    return f"{convolutions['peak_fraction']:.0%} ({convolutions['share_of_step']:.0%} of step)"
+    return f"{convolutions['peak_fraction']:.0%} ({convolutions['share_of_time']:.0%})"
 
 
 def format_report(result: dict[str, Any]) -> str:

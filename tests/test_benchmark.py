@@ -126,11 +126,17 @@ def test_recorder_counts_step_convolutions(monkeypatch):
 
 
 def test_case_result_convolutions_alone(tiny_result):
-    convolutions = tiny_result["train"]["convolutions_only"]
-    assert convolutions["calls"]["forward"] > 0
-    assert convolutions["calls"]["backward"] == convolutions["calls"]["forward"]
-    assert convolutions["peak_fraction"] > 0
-    assert convolutions["share_of_step"] > 0
+    train = tiny_result["train"]["convolutions_only"]
+    assert train["calls"]["forward"] > 0
+    assert train["calls"]["backward"] == train["calls"]["forward"]
+    assert train["peak_fraction"] > 0
+    assert train["share_of_time"] > 0
+    score = tiny_result["score"]["convolutions_only"]
+    assert score["calls"]["backward"] == 0
+    # One generator pass and two discriminator passes.
+    assert score["calls"]["forward"] > 0
+    assert score["calls"]["forward"] < train["calls"]["forward"]
+    assert score["peak_fraction"] > 0
 
 
 def test_run_case_rejects_zero_steps():
