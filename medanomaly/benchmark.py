@@ -359,11 +359,12 @@ def time_against_peak(
 # Convolutions alone
 # --------------------------------------------------------------------------
 
-# Under inference mode, conv2d reaches the dispatcher as itself. With autograd
-# on, it decomposes into ``convolution`` first.
+# Under inference mode, conv2d and conv_transpose2d reach the dispatcher as
+# themselves. With autograd on, both decompose into ``convolution`` first.
 CONVOLUTION_OPS = (
     torch.ops.aten.convolution.default,
     torch.ops.aten.conv2d.default,
+    torch.ops.aten.conv_transpose2d.input,
     torch.ops.aten.convolution_backward.default,
 )
 

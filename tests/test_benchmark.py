@@ -125,6 +125,28 @@ def test_recorder_counts_step_convolutions(monkeypatch):
     )
 
 
+@pytest.mark.parametrize("name", ["ganomaly", "skip_ganomaly"])
+def test_recorder_counts_transposed_when_scoring(name):
+    # These decoders upsample with transposed convolutions.
+    model = benchmark.create_model(name, in_channels=1, image_size=16)
+    scorer = benchmark.AnomalyScorer(model, threshold=0.0, channels_last=True)
+    x = benchmark.make_batch(2, 1, 16, torch.device("cpu"), channels_last=True)
+    scorer(x)
+    layers = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    calls = []
+    hooks = [
+        module.register_forward_hook(lambda *_: calls.append(1))
+        for module in scorer.inference_model().modules()
+        if isinstance(module, layers)
+    ]
+    with benchmark.ConvolutionRecorder() as recorder:
+        scorer(x)
+    for hook in hooks:
+        hook.remove()
+    assert any(isinstance(module, torch.nn.ConvTranspose2d) for module in model.modules())
+    assert recorder.counts() == {"forward": len(calls), "backward": 0}
+
+
 def test_case_result_convolutions_alone(tiny_result):
     train = tiny_result["train"]["convolutions_only"]
     assert train["calls"]["forward"] > 0
