@@ -571,11 +571,6 @@ def run_case(
     train_flops = count_train_step_flops(setup, x)
     train = time_against_peak(lambda: setup.step(x), peak_train, case.batch_size, train_flops, warmup, steps)
     train["gflop_per_image"] = train_flops / case.batch_size / 1e9
-    # The same step's convolutions alone: the fraction the step would reach
-    # if batch norm, activations, copies and the optimiser cost nothing.
-    train["convolutions_only"] = time_convolutions_alone(
-        record_train_step_convolutions(setup, x), train, peak_train, case.batch_size, train_flops, warmup, steps
-    )
     train_rss = peak_rss_mib()
 
     # The scorer wraps the trained model: it switches it to eval mode and freezes it.
@@ -587,10 +582,29 @@ def run_case(
         lambda: scorer(x), peak_score, case.batch_size, score_flops, max(warmup, 1), score_repeats
     )
     score["gflop_per_image"] = score_flops / case.batch_size / 1e9
+    memory = {
+        "rss_at_start_mib": start_rss,
+        "peak_rss_after_training_mib": train_rss,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+    if device.type == "cuda":
+        memory["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+
+    # The convolutions alone, last: their stand-in tensors would raise the
+    # peak memory above. The fraction each phase would reach if batch norm,
+    # activations, copies and the optimiser cost nothing.
     with ConvolutionRecorder() as recorder:
         scorer(x)
     score["convolutions_only"] = time_convolutions_alone(
         recorder, score, peak_score, case.batch_size, score_flops, warmup, score_repeats
+    )
+    del recorder
+    # The scorer froze the trained model, so a fresh one of the same shape runs the recorded step.
+    fresh = make_training_setup(
+        create_model(case.model, in_channels=case.in_channels, image_size=case.image_size), device, config
+    )
+    train["convolutions_only"] = time_convolutions_alone(
+        record_train_step_convolutions(fresh, x), train, peak_train, case.batch_size, train_flops, warmup, steps
     )
 
     result: dict[str, Any] = {
@@ -615,14 +629,8 @@ def run_case(
             "shape": peak_train.shape,
             "single_pass": peak_train.per_layout,
         },
-        "memory": {
-            "rss_at_start_mib": start_rss,
-            "peak_rss_after_training_mib": train_rss,
-            "peak_rss_mib": peak_rss_mib(),
-        },
+        "memory": memory,
     }
-    if device.type == "cuda":
-        result["memory"]["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     return result
 
 

@@ -147,6 +147,28 @@ def test_recorder_counts_transposed_when_scoring(name):
     assert recorder.counts() == {"forward": len(calls), "backward": 0}
 
 
+def test_peak_memory_read_before_replays(monkeypatch):
+    # The recorder's stand-in tensors must not count in the reported peak memory.
+    events = []
+
+    def fake_peak_rss():
+        events.append("rss")
+        return float(len(events))
+
+    original_init = benchmark.ConvolutionRecorder.__init__
+
+    def recording_init(self):
+        events.append("recorder")
+        original_init(self)
+
+    monkeypatch.setattr(benchmark, "peak_rss_mib", fake_peak_rss)
+    monkeypatch.setattr(benchmark.ConvolutionRecorder, "__init__", recording_init)
+    benchmark.run_case(TINY_CASE, device="cpu", warmup=0, steps=1, score_repeats=1, peak_shape=TINY_PEAK)
+    last_rss = max(index for index, event in enumerate(events) if event == "rss")
+    assert "recorder" in events
+    assert events.index("recorder") > last_rss
+
+
 def test_case_result_convolutions_alone(tiny_result):
     train = tiny_result["train"]["convolutions_only"]
     assert train["calls"]["forward"] > 0
