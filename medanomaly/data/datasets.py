@@ -104,7 +104,7 @@ def log_skipped(skipped: Sequence[Any], context: str) -> None:
         logger.warning("%s: skipped %s: %s", context, item.path, item.reason)
     if len(skipped) > _SKIPPED_LOG_LIMIT:
         logger.warning(
-            "%s: skipped %d more files (see info['skipped'] or 'medanomaly inspect').",
+            "%s: skipped %d more files; 'medanomaly inspect' with the same source lists each file and why.",
             context,
             len(skipped) - _SKIPPED_LOG_LIMIT,
         )

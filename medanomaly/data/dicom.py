@@ -228,11 +228,11 @@ def _decode(path: Path, dataset: Dataset, preset: str | Preset | None) -> _Decod
     if photometric == "PALETTE COLOR":
         # The colour LUT gives 8 or 16-bit RGB, as its LUT Descriptor specifies.
         full_range = (0.0, float(np.iinfo(frames.dtype).max))
-        arrays = _colour_frames(frames, full_range, preset, modality)
+        arrays = _colour_frames(frames, full_range, preset, modality, path)
     elif samples == 3:
-        arrays = _colour_frames(frames, _stored_range(dataset, frames), preset, modality)
+        arrays = _colour_frames(frames, _stored_range(dataset, frames), preset, modality, path)
     else:
-        arrays = _gray_frames(frames[..., 0], dataset, photometric, preset, modality)
+        arrays = _gray_frames(frames[..., 0], dataset, photometric, preset, modality, path)
 
     series_uid = dataset.get("SeriesInstanceUID")
     series = series_key(str(series_uid)) if series_uid else series_key(str(path.resolve()))
@@ -259,6 +259,7 @@ def _gray_frames(
     photometric: str,
     preset: str | Preset | None,
     modality: str | None,
+    source: Path,
 ) -> list[tuple[np.ndarray, bool]]:
     """Rescale, invert MONOCHROME1 and apply the preset to (frames, rows, columns) data."""
     values, low, high = _modality_rescale(stored, dataset)
@@ -268,7 +269,7 @@ def _gray_frames(
         values = (low + high).astype(values.dtype)[:, None, None] - values
     constant = _constant_flags(values[..., np.newaxis])
     return [
-        (apply_preset(frame, preset, modality)[np.newaxis], bool(flag))
+        (apply_preset(frame, preset, modality, source)[np.newaxis], bool(flag))
         for frame, flag in zip(values, constant)
     ]
 
@@ -278,6 +279,7 @@ def _colour_frames(
     value_range: tuple[float, float],
     preset: str | Preset | None,
     modality: str | None,
+    source: Path,
 ) -> list[tuple[np.ndarray, bool]]:
     """Scale (frames, rows, columns, 3) RGB data and move channels first."""
     constant = _constant_flags(frames)
@@ -288,7 +290,7 @@ def _colour_frames(
             scaled = (frame.astype(np.float32) - np.float32(low)) / np.float32(high - low)
             np.clip(scaled, 0.0, 1.0, out=scaled)
         else:
-            scaled = apply_preset(frame, preset, modality)
+            scaled = apply_preset(frame, preset, modality, source)
         arrays.append(np.ascontiguousarray(scaled.transpose(2, 0, 1)))
     return list(zip(arrays, (bool(flag) for flag in constant)))
 

@@ -5,7 +5,10 @@ import logging
 import numpy as np
 import pytest
 from monai.transforms import ScaleIntensityRange, ScaleIntensityRangePercentiles
+from pydicom.data import get_testdata_file
 
+from medanomaly.data import intensity
+from medanomaly.data.dicom import load_dicom
 from medanomaly.data.intensity import (
     DEFAULT_PRESET,
     PRESETS,
@@ -173,3 +176,14 @@ def test_window_on_mr_warns_once(caplog):
         apply_preset(image, "liver", modality="CT")
     warnings = [record for record in caplog.records if "not HU" in record.getMessage()]
     assert len(warnings) == 1
+
+
+def test_window_warning_names_dicom_file(caplog, monkeypatch):
+    monkeypatch.setattr(intensity, "_warned_window_modality", set())
+    path = get_testdata_file("MR_small.dcm")
+    with caplog.at_level(logging.WARNING, logger="medanomaly.data.intensity"):
+        load_dicom(path, preset="brain")
+    warnings = [record.getMessage() for record in caplog.records if "not HU" in record.getMessage()]
+    assert len(warnings) == 1
+    assert path in warnings[0]
+    assert "MR" in warnings[0]
