@@ -85,18 +85,26 @@ def resolve_tracking_uri(configured: str | None = None) -> str:
     return uri
 
 
+def sqlite_database(tracking_uri: str) -> Path | None:
+    """Return the database file of a ``sqlite:///`` URI, or None for other stores and ``:memory:``."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db_path = unquote(tracking_uri[len("sqlite:///") :])
+    if db_path == ":memory:":
+        return None
+    return Path(db_path).resolve()
+
+
 def default_artifact_location(tracking_uri: str) -> str | None:
     """Return the artifact folder URI for new experiments on ``tracking_uri``.
 
     A sqlite store gets ``mlartifacts/`` beside its database file. Other stores
     return ``None`` so that the server or MLflow picks the location.
     """
-    if not tracking_uri.startswith("sqlite:///"):
+    database = sqlite_database(tracking_uri)
+    if database is None:
         return None
-    db_path = unquote(tracking_uri[len("sqlite:///") :])
-    if db_path == ":memory:":
-        return None
-    return (Path(db_path).resolve().parent / ARTIFACTS_DIRNAME).as_uri()
+    return (database.parent / ARTIFACTS_DIRNAME).as_uri()
 
 
 def use_tracking_store(configured: str | None = None) -> str:
@@ -553,6 +561,14 @@ def _load_mlflow_model(uri: str, map_location: Any) -> Any:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    # MLflow would create an empty database at a missing sqlite path, so check first.
+    database = sqlite_database(resolve_tracking_uri())
+    if database is not None and not database.is_file():
+        raise ValueError(
+            f"Could not load model '{uri}': there is no MLflow store at {database}. "
+            "Run the command from the folder that holds mlflow.db, or set "
+            "MLFLOW_TRACKING_URI to the store that holds the model."
+        )
     store = use_tracking_store()
     try:
         return mlflow.pytorch.load_model(uri, map_location=map_location)

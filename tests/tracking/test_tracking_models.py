@@ -150,6 +150,16 @@ def test_load_scorer_missing_path(tmp_path):
         tracking.load_scorer(tmp_path / "nothing.pt")
 
 
+def test_load_scorer_missing_store(tmp_path, monkeypatch):
+    database = tmp_path / "elsewhere" / "mlflow.db"
+    database.parent.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
+    with pytest.raises(ValueError, match=r"models:/tiny/1.*no MLflow store at .*mlflow\.db.*MLFLOW_TRACKING_URI"):
+        tracking.load_scorer("models:/tiny/1")
+    # The failed lookup leaves no empty database behind.
+    assert not database.exists()
+
+
 def test_load_scorer_empty_folder(tmp_path):
     with pytest.raises(ValueError, match="No model found in folder"):
         tracking.load_scorer(tmp_path)
