@@ -78,6 +78,16 @@ def configure_logging(verbosity: int) -> Callable[[], None]:
     package_logger = logging.getLogger("medanomaly")
     pydicom_logger = logging.getLogger("pydicom.pixels.decoders")
     previous_pydicom_level = pydicom_logger.level
+    # pydicom logs a note for each file it reads leniently (padding, a
+    # mislabelled VR) and also raises it as a Python warning. Its log records
+    # go to the same stream, once, and the duplicate warnings are ignored below.
+    pydicom_root = logging.getLogger("pydicom")
+    previous_pydicom_root = pydicom_root.propagate
+    pydicom_handler = logging.StreamHandler(sys.stderr)
+    pydicom_handler.setFormatter(logging.Formatter("%(levelname)s: pydicom: %(message)s"))
+    pydicom_handler.setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
+    pydicom_root.addHandler(pydicom_handler)
+    pydicom_root.propagate = False
     handler = logging.StreamHandler(sys.stderr)
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbosity > 0 else "%(levelname)s: %(message)s"
     handler.setFormatter(logging.Formatter(fmt))
@@ -103,6 +113,7 @@ def configure_logging(verbosity: int) -> Callable[[], None]:
         # pydicom logs a traceback for every decoder plugin that fails. The reader
         # reports the file and the reason in one line, so the tracebacks wait for -v.
         pydicom_logger.setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
     if not sys.stderr.isatty():
         # MLflow draws download progress bars on stderr, which clutter logs and pipes.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -112,6 +123,8 @@ def configure_logging(verbosity: int) -> Callable[[], None]:
         package_logger.setLevel(previous[0])
         package_logger.propagate = previous[1]
         pydicom_logger.setLevel(previous_pydicom_level)
+        pydicom_root.removeHandler(pydicom_handler)
+        pydicom_root.propagate = previous_pydicom_root
         warnings.filters[:] = previous_filters
 
     return restore

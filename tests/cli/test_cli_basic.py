@@ -147,6 +147,18 @@ def test_pydicom_decoder_tracebacks_only_with_verbose(verbosity, shown):
     assert decoder_logger.isEnabledFor(logging.ERROR) is before
 
 
+def test_pydicom_note_printed_once(capfd, recwarn):
+    from pydicom.data import get_testdata_file
+
+    # This sample carries 128 bytes of padding after its pixel data.
+    path = get_testdata_file("MR_small_padded.dcm")
+    assert main(["inspect", "--dicom-dir", path]) == 0
+    err = capfd.readouterr().err
+    assert err.count("excess padding") == 1
+    assert "WARNING: pydicom: The pixel data is 8320 bytes long" in err
+    assert not [warning for warning in recwarn if "excess padding" in str(warning.message)]
+
+
 def test_manifest_problems_one_per_line(tmp_path, capsys):
     manifest = tmp_path / "bad.csv"
     manifest.write_text("path,label\nmissing-1.png,normal\nmissing-2.png,sick\n")
