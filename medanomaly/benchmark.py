@@ -370,8 +370,8 @@ CONVOLUTION_OPS = (
 
 
 def _stand_in(value: Any) -> Any:
-    # A tensor of the same shape, strides, dtype and device with fresh values;
-    # other arguments (padding, output mask, ...) as they were.
+    # Tensors become new ones of the same shape, strides, dtype and device with
+    # random values. Other arguments (padding, output mask, ...) stay as they were.
     if isinstance(value, torch.Tensor):
         stand_in = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device=value.device)
         return stand_in.normal_() if stand_in.is_floating_point() else stand_in.zero_()
@@ -473,29 +473,27 @@ def make_batch(
     return x.to(device=device, memory_format=memory_format(channels_last))
 
 
-def shadow_setup(setup: TrainingSetup) -> TrainingSetup:
-    """Return a copy of ``setup`` with its own model and optimisers.
+def count_train_step_flops(setup: TrainingSetup, x: torch.Tensor) -> int:
+    """Count the FLOPs of one training step on ``x``.
 
-    A step on the copy leaves the measured model unchanged.
+    The step runs on a copy of the model and of the optimisers, so the
+    measured model is unchanged.
     """
     model = copy.deepcopy(setup.model)
     optimizer_g, optimizer_d = make_optimizers(model, setup.config)
-    return TrainingSetup(model, setup.config, optimizer_g, optimizer_d, setup.scaler, setup.use_amp)
-
-
-def count_train_step_flops(setup: TrainingSetup, x: torch.Tensor) -> int:
-    """Count the FLOPs of one training step on ``x``, run on a copy of the model."""
-    shadow = shadow_setup(setup)
+    shadow = TrainingSetup(model, setup.config, optimizer_g, optimizer_d, setup.scaler, setup.use_amp)
     with FlopCounterMode(display=False) as counter:
         shadow.step(x)
     return int(counter.get_total_flops())
 
 
 def record_train_step_convolutions(setup: TrainingSetup, x: torch.Tensor) -> ConvolutionRecorder:
-    """Record the convolutions of one training step on ``x``, run on a copy of the model."""
-    shadow = shadow_setup(setup)
+    """Record the convolutions of one training step on ``x``.
+
+    The step updates ``setup``'s model, so pass a model that is not measured afterwards.
+    """
     with ConvolutionRecorder() as recorder:
-        shadow.step(x)
+        setup.step(x)
     return recorder
 
 
@@ -590,16 +588,15 @@ def run_case(
     if device.type == "cuda":
         memory["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
 
-    # The convolutions alone, last: their stand-in tensors would raise the
-    # peak memory above. The fraction each phase would reach if batch norm,
-    # activations, copies and the optimiser cost nothing.
+    # The convolutions alone come last, because the recorder's stand-in tensors
+    # would otherwise count in the peak memory above.
     with ConvolutionRecorder() as recorder:
         scorer(x)
     score["convolutions_only"] = time_convolutions_alone(
         recorder, score, peak_score, case.batch_size, score_flops, warmup, score_repeats
     )
     del recorder
-    # The scorer froze the trained model, so a fresh one of the same shape runs the recorded step.
+    # The scorer froze the trained model, so a new one of the same shape runs the recorded step.
     fresh = make_training_setup(
         create_model(case.model, in_channels=case.in_channels, image_size=case.image_size), device, config
     )
